@@ -1,0 +1,29 @@
+"""Request batching with TF Serving's semantics (``BatchingParameters``, shared batch scheduler); numpy only.
+
+``BatchScheduler.submit(key, run, inputs, params)`` queues one request per call on the queue of ``key``
+(the dataplane uses ``(model, version, signature, output_keys)``), merges queued requests along dim 0,
+pads to ``allowed_batch_sizes``, runs the batch once on a shared batch thread and hands every caller its
+own rows. See ``scheduler`` for the threading model.
+"""
+
+from nbserve.batching.params import BatchingParameters, parse_batching_parameters, read_batching_parameters
+from nbserve.batching.scheduler import (
+    QUEUE_FULL,
+    SHUTTING_DOWN,
+    BatchedResult,
+    BatchRecord,
+    BatchScheduler,
+    RunFn,
+)
+
+__all__ = [
+    "QUEUE_FULL",
+    "SHUTTING_DOWN",
+    "BatchRecord",
+    "BatchScheduler",
+    "BatchedResult",
+    "BatchingParameters",
+    "RunFn",
+    "parse_batching_parameters",
+    "read_batching_parameters",
+]
