@@ -370,6 +370,7 @@ def test_status_texts(tmp_path, sources, manager: Manager) -> None:
 
 def test_stop_unloads_everything(tmp_path, sources) -> None:
     install(tmp_path / "m", 1, sources)
+    before = set(threading.enumerate())
     manager = Manager(file_system_poll_wait_seconds=0.05)
     manager.start()
     manager.reload_config([ModelConfig("m", str(tmp_path / "m"))])
@@ -380,4 +381,4 @@ def test_stop_unloads_everything(tmp_path, sources) -> None:
     assert manager.status("m") == [VersionStatus(1, END)]
     with pytest.raises(NotFound):
         manager.servable("m")
-    assert not [t for t in threading.enumerate() if t.name.startswith("nbserve-")]
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("nbserve-")]
