@@ -23,6 +23,28 @@ def _object_array(items: list[str]) -> np.ndarray:
     return out
 
 
+_SMALL = 32
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _format_few(flat: np.ndarray, single: bool) -> list[str]:
+    # Below a few dozen values numpy's fixed per-call costs outweigh a plain loop (batch-1 answers).
+    texts = []
+    long_fmt = "%.9g" if single else "%.17g"
+    cast = np.float32 if single else float
+    for value in flat.tolist():
+        text = "%g" % value
+        if text in _NON_FINITE:
+            texts.append(_NON_FINITE[text])
+            continue
+        if cast(float(text)) != cast(value):
+            text = long_fmt % value
+        if "." not in text and "e" not in text and "n" not in text:
+            text += ".0"
+        texts.append(text)
+    return texts
+
+
 def format_floats(values: np.ndarray, single: bool) -> list[str]:
     """Texts of ``values`` (any shape, flattened in C order) as TF Serving prints DT_FLOAT
     (``single=True``) or DT_DOUBLE values."""
@@ -30,6 +52,8 @@ def format_floats(values: np.ndarray, single: bool) -> list[str]:
     n = flat.size
     if n == 0:
         return []
+    if n <= _SMALL:
+        return _format_few(flat, single)
     wide = flat.astype(np.float64)
     finite = np.isfinite(wide)
     all_finite = bool(finite.all())
