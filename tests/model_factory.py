@@ -10,7 +10,8 @@ import tensorflow as tf
 
 
 class Affine(tf.Module):
-    """y = a*x + b (TF Serving's half_plus_two for a=0.5, b=2), plus a two-input signature."""
+    """y = a*x + b (TF Serving's half_plus_two for a=0.5, b=2), plus two-input, regress and classify
+    (tf.Example feature ``x``) functions."""
 
     def __init__(self, a: float, b: float) -> None:
         super().__init__()
@@ -29,6 +30,18 @@ class Affine(tf.Module):
     )
     def two_inputs(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"sum": a + tf.cast(b, tf.float32), "b_twice": b * 2}
+
+    def _parse(self, inputs: tf.Tensor) -> tf.Tensor:
+        return tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regress(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"outputs": self.a * self._parse(inputs) + self.b}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        y = self.a * self._parse(inputs) + self.b
+        return {"scores": y, "classes": tf.fill([tf.shape(y)[0], 1], "y")}
 
 
 def write_affine(path: str, a: float = 0.5, b: float = 2.0) -> str:
