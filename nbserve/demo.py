@@ -23,8 +23,6 @@ import argparse
 import functools
 import io
 import os
-import secrets
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -32,10 +30,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
-from nbserve.preprocessing import PIXEL_SCALE, image_bytes_signature
+from nbserve.exporting import IMAGES_SIGNATURE, export
+from nbserve.preprocessing import PIXEL_SCALE
 
 __all__ = [
     "HEIGHT",
@@ -62,7 +60,6 @@ CHANNELS = 1
 NUM_CLASSES = 10
 INPUT_NAME = "images"
 OUTPUT_NAME = "scores"
-IMAGES_SIGNATURE = "predict_images"
 NUM_TEST = 360  # held-out digits (20 %); the rest (1437) is for training
 
 _SPLIT_SEED = 20240501  # fixed, independent of the training seed, so the held-out set never moves
@@ -212,64 +209,25 @@ def evaluate(model: keras.Model) -> float:
     return float(np.mean(scores.argmax(axis=1) == labels))
 
 
-class _DigitsServable(tf.Module):
-    """What gets saved: the Keras model (for its variables) and the two serving functions."""
-
-    def __init__(self, model: keras.Model) -> None:
-        super().__init__(name="digits")
-        self.model = model
-        self.serve_images = tf.function(
-            self._scores,
-            input_signature=[tf.TensorSpec([None, HEIGHT, WIDTH, CHANNELS], tf.float32, name=INPUT_NAME)],
-        )
-        self.serve_image_bytes = image_bytes_signature(
-            self._probabilities,
-            height=HEIGHT,
-            width=WIDTH,
-            channels=CHANNELS,
-            scale=(0.0, 1.0),
-            input_name=INPUT_NAME,
-            output_name=OUTPUT_NAME,
-        )
-
-    def _probabilities(self, images: tf.Tensor) -> tf.Tensor:
-        return self.model(images, training=False)
-
-    def _scores(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_NAME: self._probabilities(images)}
-
-
 def export_demo_model(model: keras.Model, base_path: str | os.PathLike[str], version: int = 1) -> str:
     """Save ``model`` as a SavedModel at ``base_path/<version>/`` with the ``serving_default`` and
     ``predict_images`` signatures (method ``tensorflow/serving/predict``); returns that path.
 
-    The model is written to a hidden ``base_path/.tmp-<version>-<random>`` directory first and then
-    renamed, so a server watching ``base_path`` never sees a half-written version. Raises
-    ``FileExistsError`` if the version directory already exists.
+    Written by :func:`nbserve.export`: into a hidden ``base_path/.tmp-<version>-<random>`` directory
+    first, then renamed, so a server watching ``base_path`` never sees a half-written version.
+    Raises ``FileExistsError`` (``nbserve.exporting.VersionExists``) if the version already exists.
     """
-    if int(version) != version or version < 0:
-        raise ValueError(f"version must be a non-negative integer, got {version!r}")
-    base = Path(base_path)
-    final = base / str(int(version))
-    if final.exists():
-        raise FileExistsError(f"{final} already exists")
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = base / f".tmp-{int(version)}-{secrets.token_hex(6)}"
-    servable = _DigitsServable(model)
-    try:
-        tf.saved_model.save(
-            servable,
-            str(tmp),
-            signatures={
-                tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY: servable.serve_images,
-                IMAGES_SIGNATURE: servable.serve_image_bytes,
-            },
-        )
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return str(final)
+    result = export(
+        model,
+        base_path,
+        version=version,
+        signatures="both",
+        image_size=(HEIGHT, WIDTH),
+        channels=CHANNELS,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+    )
+    return result.path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
