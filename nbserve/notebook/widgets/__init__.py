@@ -1,0 +1,1 @@
+"""ipywidgets 8 front ends over nbserve's public Python API."""
