@@ -35,7 +35,8 @@ def _feature_values(name: str, content: Any) -> tuple[str | None, list[Any]]:
             want, item = "bytes_list", None
         else:
             raise InvalidArgument(
-                f"Feature: {name} has element with unexpected JSON type: {json_type_name(value)}"
+                f"Feature: {name} has element with unexpected JSON type: {json_type_name(value)} "
+                '(feature values are strings, {"b64": ...}, numbers or booleans, one list per feature)'
             )
         if kind is not None and kind != want:
             raise InvalidArgument(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Mapping
 from itertools import chain
@@ -35,6 +36,10 @@ _INT_RANGES = {
     dt.DT_UINT64: (0, (1 << 64) - 1),
 }
 _BYTES_SUFFIX = "_bytes"
+_DENSE_HINT = (
+    " (a tensor is a dense nesting of lists: every list at one level has the same length and "
+    "every value sits at the same depth)"
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,6 +49,10 @@ _BYTES_SUFFIX = "_bytes"
 _B64_CLEAN = re.compile(r"[A-Za-z0-9+/]*")
 _B64_SPACE = re.compile(r"[ \t\n\v\f\r]+")
 _B64_TAIL = re.compile(r"[=.]*")
+_B64_ERROR = (
+    "Unable to base64 decode (b64 takes standard base64: A-Z a-z 0-9 + /, padding optional; "
+    "URL-safe '-' and '_' are not accepted)"
+)
 
 
 def is_b64_object(value: Any) -> bool:
@@ -53,7 +62,7 @@ def is_b64_object(value: Any) -> bool:
 
 def b64_decode(text: str) -> bytes:
     """absl::Base64Unescape: standard alphabet, padding ('=' or '.') optional but exact if present,
-    ASCII whitespace ignored. Raises ``InvalidArgument("Unable to base64 decode")``."""
+    ASCII whitespace ignored. Raises ``InvalidArgument("Unable to base64 decode ...")``."""
     data = _B64_SPACE.sub("", text) if not text.isalnum() else text
     body = _B64_CLEAN.match(data).end()
     padding = data[body:]
@@ -63,11 +72,11 @@ def b64_decode(text: str) -> bytes:
         or rem == 1
         or (padding and len(padding) != {0: -1, 2: 2, 3: 1}[rem])
     ):
-        raise InvalidArgument("Unable to base64 decode")
+        raise InvalidArgument(_B64_ERROR)
     try:
         return binascii.a2b_base64(data[:body] + "=" * ((4 - rem) % 4))
     except (binascii.Error, ValueError):
-        raise InvalidArgument("Unable to base64 decode") from None
+        raise InvalidArgument(_B64_ERROR) from None
 
 
 def _b64_value(value: dict) -> bytes:
@@ -98,10 +107,27 @@ def _shape_of(value: Any) -> list[int]:
     return shape
 
 
+def _type_hint(value: Any, dtype: int) -> str:
+    """What to send instead, for a value whose JSON type does not suit ``dtype``."""
+    name = dt.tf_type_string(dtype)
+    if dtype in _INT_RANGES:
+        if type(value) is float and not math.isfinite(value):
+            return "NaN and Infinity are only valid for float and double inputs"
+        low, high = _INT_RANGES[dtype]
+        if type(value) is int or type(value) is float:
+            return f"{name} inputs take integers without a decimal point in [{low}, {high}]"
+        return f"send JSON integers for {name} inputs"
+    if dtype == dt.DT_BOOL:
+        return "send true or false for bool inputs"
+    if dtype == dt.DT_STRING:
+        return 'send JSON strings or {"b64": "..."} for string inputs'
+    return f"send JSON numbers for {name} inputs"
+
+
 def _type_error(value: Any, dtype: int) -> InvalidArgument:
     return InvalidArgument(
         f"JSON Value: {json_debug_string(value)} Type: {json_type_name(value)} "
-        f"is not of expected type: {dt.tf_type_string(dtype)}"
+        f"is not of expected type: {dt.tf_type_string(dtype)} ({_type_hint(value, dtype)})"
     )
 
 
@@ -133,10 +159,16 @@ def _leaf(value: Any, dtype: int) -> Any:
     raise _type_error(value, dtype)
 
 
+def _too_deep(rank: int) -> InvalidArgument:
+    return InvalidArgument(f"JSON value has {rank} nested levels; tensors may have at most {_MAX_RANK}")
+
+
 def _fill(value: Any, shape: list[int], dtype: int) -> list[Any]:
     """FillTensorProto, iteratively: the leaves of ``value`` in order, or TF Serving's error for the
     first value that does not fit ``shape`` / ``dtype``."""
     rank = len(shape)
+    if rank > _MAX_RANK:  # fail before walking (maybe 100k levels of) a value no tensor can hold
+        raise _too_deep(rank)
     leaves: list[Any] = []
     stack: list[tuple[int, Any]] = [(0, iter((value,)))]
     while stack:
@@ -149,7 +181,7 @@ def _fill(value: Any, shape: list[int], dtype: int) -> list[Any]:
             if level != rank:
                 raise InvalidArgument(
                     f"JSON Value: {json_debug_string(item)} found at incorrect level: {level + 1} "
-                    f"in the JSON DOM. Expected at level: {rank}"
+                    f"in the JSON DOM. Expected at level: {rank}{_DENSE_HINT}"
                 )
             if type(item) is dict:
                 if dtype != dt.DT_STRING:
@@ -159,11 +191,13 @@ def _fill(value: Any, shape: list[int], dtype: int) -> list[Any]:
                 leaves.append(_leaf(item, dtype))
             continue
         if level >= rank:
-            raise InvalidArgument(f"Encountered list at unexpected level: {level} expected < {rank}")
+            raise InvalidArgument(
+                f"Encountered list at unexpected level: {level} expected < {rank}{_DENSE_HINT}"
+            )
         if len(item) != shape[level]:
             raise InvalidArgument(
                 f"Encountered list at unexpected size: {len(item)} at level: {level} "
-                f"expected size: {shape[level]}"
+                f"expected size: {shape[level]}{_DENSE_HINT}"
             )
         stack.append((level + 1, iter(item)))
     return leaves
@@ -172,9 +206,7 @@ def _fill(value: Any, shape: list[int], dtype: int) -> list[Any]:
 def _leaves_to_array(leaves: list[Any], shape: list[int], dtype: int) -> np.ndarray:
     np_dtype = dt.numpy_dtype(dtype)
     if len(shape) > _MAX_RANK:
-        raise InvalidArgument(
-            f"JSON value has {len(shape)} nested levels; tensors may have at most {_MAX_RANK}"
-        )
+        raise _too_deep(len(shape))
     if dtype == dt.DT_STRING:
         out = np.empty(len(leaves), dtype=object)
         out[:] = leaves
@@ -309,10 +341,14 @@ def _decode_rows_exact(
         for d in expected:
             size *= d
         if size != len(values):
-            raise InvalidArgument(f"Expecting tensor size: {size} but got: {len(values)}")
+            raise InvalidArgument(
+                f"Expecting tensor size: {size} but got: {len(values)} (every instance of an input "
+                "needs the same shape)"
+            )
         if expected != shape:
             raise InvalidArgument(
-                f"Expecting shape [{','.join(map(str, expected))}] but got: [{','.join(map(str, shape))}]"
+                f"Expecting shape [{','.join(map(str, expected))}] but got: [{','.join(map(str, shape))}] "
+                "(every instance of an input needs the same shape)"
             )
         leaves[name].extend(values)
 

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
 
-from nbserve.errors import DataLoss, InvalidArgument, NotFound, ServingError, Unknown, error_for_code
+from nbserve.cancellation import RunControl, current_control
+from nbserve.errors import (
+    DataLoss,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    ServingError,
+    Unknown,
+    error_for_code,
+)
 from nbserve.servables.base import Servable
 from nbserve.signature import Signature, TensorInfo
 
@@ -44,6 +55,45 @@ def tf_error(exc: BaseException, context: str = "") -> ServingError:
     if isinstance(code, int) and 0 < code < len(_CODE_NAMES):
         return error_for_code(_CODE_NAMES[code], message)
     return Unknown(message)
+
+
+_thread = threading.local()
+
+
+@cache
+def _tf_cancellation() -> Any:
+    """TF's eager cancellation module, made per-thread (TF keeps one process-wide active manager,
+    which concurrent requests would share). None if this TF build lacks it: runs are then not
+    cancellable."""
+    try:
+        from tensorflow.python.eager import cancellation
+    except ImportError:
+        return None
+    original = getattr(cancellation, "context", None)
+    if original is None or not hasattr(cancellation, "CancellationManager"):
+        return None
+
+    def context() -> Any:
+        return getattr(_thread, "manager", None) or original()
+
+    cancellation.context = context
+    return cancellation
+
+
+def _watch(control: RunControl) -> Any:
+    """Route this thread's next TF calls through a CancellationManager that ``control`` cancels."""
+    cancellation = _tf_cancellation()
+    manager = None if cancellation is None else cancellation.CancellationManager()
+    if control.cancelled or (manager is not None and not control.add_hook(manager.start_cancel)):
+        raise DeadlineExceeded(control.reason or "Deadline Exceeded")
+    _thread.manager = manager
+    return manager
+
+
+def _unwatch(control: RunControl, manager: Any) -> None:
+    _thread.manager = None
+    if manager is not None:
+        control.remove_hook(manager.start_cancel)
 
 
 def read_meta_graph(path: str, tags: Sequence[str] = ("serve",)) -> Any:
@@ -205,6 +255,8 @@ class _Runner:
             self._check_input_names(inputs)
             raise
         fn = self.fn
+        control = current_control()
+        manager = None if control is None else _watch(control)
         try:
             if self.flat:
                 result = fn._call_flat(tensors, fn.captured_inputs)
@@ -213,7 +265,12 @@ class _Runner:
         except (TypeError, ValueError) as e:
             raise InvalidArgument(str(e)) from e
         except Exception as e:
+            if control is not None and control.cancelled:
+                raise DeadlineExceeded(control.reason or "Deadline Exceeded") from None
             raise tf_error(e) from e
+        finally:
+            if control is not None:
+                _unwatch(control, manager)
         try:
             outputs = {key: result[key].numpy() for key in (output_keys or self.outputs)}
         except KeyError as e:

@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from models import write_half_plus_two  # noqa: E402
+from traffic import wait_for  # noqa: E402
 
 from nbserve.demo import export_demo_model, train_digits_model  # noqa: E402
 from nbserve.server.runtime import Server  # noqa: E402
@@ -57,4 +58,10 @@ def server(models: Models) -> Iterator[Server]:
         rest_api_port=0,
         allow_version_labels_for_unavailable_models=True,
     ) as running:
+        # Startup waits for one version per model, as TF Serving does; tests also pin version 123.
+        both = {(123, "AVAILABLE"), (124, "AVAILABLE")}
+        assert wait_for(
+            lambda: {(s.version, s.state.name) for s in running.manager.status("half_plus_two")} == both,
+            timeout=60,
+        )
         yield running

@@ -4,82 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 
 import grpc
 import pytest
 import requests
-import tensorflow as tf
 from models import write_half_plus_two
-from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc, predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc as tfs_grpc
+from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+from traffic import Traffic, states, wait_for
 
 from nbserve.errors import FailedPrecondition
 from nbserve.server.runtime import Server
-
-
-def _wait_for(condition, timeout: float, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    return condition()
-
-
-def _states(server: Server, name: str) -> dict[str, str]:
-    doc = requests.get(f"{server.rest_url}/v1/models/{name}", timeout=30).json()
-    return {entry["version"]: entry["state"] for entry in doc["model_version_status"]}
-
-
-class Traffic:
-    """Clients sending REST and gRPC predictions the whole time; records every failure."""
-
-    def __init__(self, server: Server, name: str) -> None:
-        self.server, self.name = server, name
-        self.failures: list[str] = []
-        self.versions: set[str] = set()
-        self.count = 0
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._rest), threading.Thread(target=self._grpc)]
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
-
-    def _rest(self) -> None:
-        session = requests.Session()
-        while not self._stop.is_set():
-            answer = session.post(
-                f"{self.server.rest_url}/v1/models/{self.name}:predict",
-                json={"instances": [[2.0]]},
-                timeout=30,
-            )
-            self.count += 1
-            if answer.status_code != 200:
-                self.failures.append(answer.text)
-            else:
-                self.versions.add(answer.headers["X-Nbserve-Model-Version"])
-
-    def _grpc(self) -> None:
-        stub = tfs_grpc.PredictionServiceStub(grpc.insecure_channel(self.server.grpc_address))
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = self.name
-        request.inputs["x"].CopyFrom(tf.make_tensor_proto([[2.0]], dtype=tf.float32))
-        while not self._stop.is_set():
-            try:
-                stub.Predict(request, timeout=30)
-                self.count += 1
-            except grpc.RpcError as error:
-                self.failures.append(error.details())
 
 
 @pytest.fixture
@@ -92,7 +27,7 @@ def base_path(tmp_path) -> str:
 
 def test_new_version_swaps_in_under_traffic(base_path):
     with Server(base_path, "hpt", port=0, rest_api_port=0, file_system_poll_wait_seconds=1) as server:
-        assert _states(server, "hpt") == {"1": "AVAILABLE"}
+        assert states(server, "hpt") == {"1": "AVAILABLE"}
         staging = os.path.join(os.path.dirname(base_path), "staging")
         os.makedirs(staging)
         write_half_plus_two(staging, 2, a=3.0, b=0.0)
@@ -100,10 +35,10 @@ def test_new_version_swaps_in_under_traffic(base_path):
             time.sleep(0.5)
             os.rename(os.path.join(staging, "2"), os.path.join(base_path, "2"))
             dropped = time.monotonic()
-            swapped = _wait_for(lambda: _states(server, "hpt") == {"2": "AVAILABLE", "1": "END"}, timeout=10)
+            swapped = wait_for(lambda: states(server, "hpt") == {"2": "AVAILABLE", "1": "END"}, timeout=10)
             elapsed = time.monotonic() - dropped
             time.sleep(0.5)
-        assert swapped, _states(server, "hpt")
+        assert swapped, states(server, "hpt")
         assert elapsed < 3 * 1.0 + 0.5, elapsed
         assert traffic.failures == []
         assert traffic.versions == {"1", "2"}
@@ -116,8 +51,8 @@ def test_new_version_swaps_in_under_traffic(base_path):
         # policy latest{1}: an older version appearing is not aspired; removing 2 brings 1 back
         shutil.rmtree(os.path.join(base_path, "2"))
         os.rename(os.path.join(staging, "1"), os.path.join(base_path, "1"))
-        assert _wait_for(lambda: _states(server, "hpt").get("1") == "AVAILABLE", timeout=10)
-        assert _wait_for(lambda: _states(server, "hpt").get("2") == "END", timeout=10)
+        assert wait_for(lambda: states(server, "hpt").get("1") == "AVAILABLE", timeout=10)
+        assert wait_for(lambda: states(server, "hpt").get("2") == "END", timeout=10)
 
 
 def test_corrupt_version_reports_error_and_old_keeps_serving(base_path):
@@ -127,7 +62,7 @@ def test_corrupt_version_reports_error_and_old_keeps_serving(base_path):
         with open(os.path.join(broken, "saved_model.pb"), "wb") as handle:
             handle.write(b"this is not a protobuf")
         os.rename(broken, os.path.join(base_path, "5"))
-        status = _wait_for(
+        status = wait_for(
             lambda: next(
                 (
                     e
@@ -146,7 +81,7 @@ def test_corrupt_version_reports_error_and_old_keeps_serving(base_path):
         answer = requests.post(f"{server.rest_url}/v1/models/hpt:predict", json={"instances": [[2.0]]})
         assert answer.status_code == 200
         assert answer.headers["X-Nbserve-Model-Version"] == "1"
-        assert _states(server, "hpt")["1"] == "AVAILABLE"
+        assert states(server, "hpt")["1"] == "AVAILABLE"
 
 
 def _reload(server: Server, text: str) -> model_management_pb2.ReloadConfigResponse:
@@ -167,13 +102,13 @@ def test_labels_and_reload_config(models, tmp_path):
     )
     with Server(port=0, rest_api_port=0) as server:
         assert _reload(server, config % (models.half_plus_two, "")).status.error_code == 0
-        assert _states(server, "hpt") == {"123": "AVAILABLE"}
+        assert states(server, "hpt") == {"123": "AVAILABLE"}
 
         with pytest.raises(grpc.RpcError) as refused:
             _reload(server, config % (models.half_plus_two, 'version_labels { key: "canary" value: 124 }'))
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "not currently available" in refused.value.details()
-        assert _states(server, "hpt") == {"123": "AVAILABLE"}
+        assert states(server, "hpt") == {"123": "AVAILABLE"}
 
         labelled = config % (models.half_plus_two, 'version_labels { key: "stable" value: 123 }')
         assert _reload(server, labelled).status.error_code == 0
@@ -191,8 +126,8 @@ def test_labels_and_reload_config(models, tmp_path):
             'model_config_list { config { name: "other" base_path: "%s" model_platform: "tensorflow" } }'
             % other,
         )
-        assert _wait_for(lambda: _states(server, "hpt") == {"123": "END"}, timeout=10)
-        assert _states(server, "other") == {"7": "AVAILABLE"}
+        assert wait_for(lambda: states(server, "hpt") == {"123": "END"}, timeout=10)
+        assert states(server, "other") == {"7": "AVAILABLE"}
 
 
 def test_label_on_unavailable_version_allowed_with_flag(models, tmp_path):

@@ -261,3 +261,19 @@ def test_missing_variables(tmp_path, paths: dict[str, str]) -> None:
 def test_unknown_tags(paths: dict[str, str]) -> None:
     with pytest.raises(NotFound, match=r"Could not find meta graph def matching supplied tags: \{ gpu \}"):
         SavedModelServable.load("m", 1, paths["affine"], tags=("gpu",))
+
+
+def test_run_given_up_by_its_request_is_deadline_exceeded(affine: SavedModelServable) -> None:
+    from nbserve.cancellation import RunControl, run_control
+    from nbserve.errors import DeadlineExceeded
+
+    signature, x = affine.signatures["serving_default"], np.ones((1, 1), np.float32)
+    given_up = RunControl()
+    given_up.cancel("Deadline Exceeded: gone")
+    with run_control(given_up), pytest.raises(DeadlineExceeded, match="gone"):
+        affine.run(signature, {"x": x}, ["y"])
+    live = RunControl()
+    with run_control(live):
+        assert affine.run(signature, {"x": x}, ["y"])["y"].tolist() == [[2.5]]
+    live.cancel("after the answer")  # nothing left to stop
+    assert affine.run(signature, {"x": x}, ["y"])["y"].tolist() == [[2.5]]

@@ -475,7 +475,7 @@ def test_b64_decoding_rules():
     assert b64_decode("aG\nk =") == b"hi" and b64_decode("") == b""
     assert b64_decode("+/+/") == base64.b64decode("+/+/")
     for bad in ("a", "aGk==", "aG=k", "aGk=x", "-_-_", "aGk\x00"):
-        with pytest.raises(InvalidArgument, match="^Unable to base64 decode$"):
+        with pytest.raises(InvalidArgument, match="^Unable to base64 decode .*URL-safe"):
             b64_decode(bad)
 
 
