@@ -3,10 +3,11 @@
 Threading model: every piece of scheduler state (queues, the round-robin list of queues with work,
 statistics) is guarded by one ``threading.Condition``. Submitters validate their inputs without the lock,
 then take it once to place the task (or its chunks) into a batch and ``notify()`` one worker when a batch
-opened or closed. Each batch owns a lock held until it is done; the submitters whose tasks are in it wait on
-that lock and slice their rows out of the batch outputs themselves, so a worker does O(inputs + outputs)
-work per batch, not per task. Workers pick ready batches round-robin across queues (oldest first within a
-queue) and run them without the lock.
+opened or closed. Each task owns a raw lock held until its batch is done; the worker releases them all at
+once, so every submitter of the batch becomes runnable together (a lock shared by the batch and handed on
+waiter to waiter would wake them one after another, each behind a context switch). Submitters slice their
+rows out of the batch outputs themselves. Workers pick ready batches round-robin across queues (oldest first
+within a queue) and run them without the lock.
 
 Timeouts: an idle worker computes the earliest deadline (first task's enqueue time + batch_timeout_micros)
 among open batches. One worker at a time, the *timekeeper*, sleeps on the condition until that deadline;
@@ -72,13 +73,13 @@ class BatchRecord:
     batch_size: int
     padding: int
     num_tasks: int
-    max_queue_delay_s: float
+    queue_delays_s: tuple[float, ...]  # per task, enqueue to batch start
     run_s: float
     error: BaseException | None
 
 
 class _Task:
-    __slots__ = ("inputs", "size", "t_enq", "batch", "offset")
+    __slots__ = ("inputs", "size", "t_enq", "batch", "offset", "done")
 
     def __init__(self, inputs: dict[str, np.ndarray], size: int, t_enq: float) -> None:
         self.inputs = inputs
@@ -86,6 +87,9 @@ class _Task:
         self.t_enq = t_enq
         self.batch: _Batch
         self.offset = 0
+        # A raw lock is far cheaper to create and wait on than a threading.Event (a pure-Python Condition).
+        self.done = _allocate_lock()
+        self.done.acquire()
 
 
 class _Batch:
@@ -100,7 +104,7 @@ class _Batch:
         "deadline",
         "exec_size",
         "t_start",
-        "done",
+        "delays",
         "outputs",
         "error",
     )
@@ -116,12 +120,13 @@ class _Batch:
         self.deadline = t0 + queue.params.batch_timeout_micros * 1e-6
         self.exec_size = 0
         self.t_start = 0.0
-        # Held until the batch is done; each waiter acquires and releases it in turn. A raw lock is far
-        # cheaper to create and wait on than a threading.Event (a pure-Python Condition).
-        self.done = _allocate_lock()
-        self.done.acquire()
+        self.delays: tuple[float, ...] = ()
         self.outputs: dict[str, np.ndarray] = {}
         self.error: BaseException | None = None
+
+    def finish(self) -> None:
+        for task in self.tasks:
+            task.done.release()
 
     def add(self, task: _Task) -> None:
         task.batch = self
@@ -274,7 +279,7 @@ class BatchScheduler:
         if not p.enable_large_batch_splitting or size == 0:
             if q.count() >= p.max_enqueued_batches:
                 q.stats.rejected += 1
-                raise Unavailable(QUEUE_FULL)
+                raise _queue_full(p)
             if b is not None:
                 q.close(b)
             task = _Task(inputs, size, now)
@@ -286,7 +291,7 @@ class BatchScheduler:
         # Splitting (TF): fill the open batch's room, then whole new batches of at most `cap` rows.
         if q.count() + math.ceil((size - room) / cap) > p.max_enqueued_batches:
             q.stats.rejected += 1
-            raise Unavailable(QUEUE_FULL)
+            raise _queue_full(p)
         tasks = []
         start = 0
         while start < size:
@@ -374,7 +379,8 @@ class BatchScheduler:
             if i < len(sizes):
                 b.exec_size = sizes[i]
         b.t_start = now
-        b.queue.stats.add_batch(b.exec_size, b.exec_size - b.size, [now - t.t_enq for t in b.tasks])
+        b.delays = tuple(now - t.t_enq for t in b.tasks)
+        b.queue.stats.add_batch(b.exec_size, b.exec_size - b.size, b.delays)
 
     def _execute(self, b: _Batch) -> None:
         t0 = time.perf_counter()
@@ -392,18 +398,17 @@ class BatchScheduler:
             b.outputs = check_outputs(b.run(merged), b.exec_size)
         except BaseException as e:  # noqa: BLE001 - delivered to the batch's submitters
             b.error = e
-            with self._cond:
-                b.queue.stats.failed_batches += 1
-                b.queue.stats.failed_tasks += len(b.tasks)
         run_s = time.perf_counter() - t0
-        b.done.release()
+        with self._cond:  # before the results: a caller holding its answer sees it counted
+            b.queue.stats.add_run(run_s, len(b.tasks) if b.error is not None else 0)
+        b.finish()
         if self._listener is not None:
             record = BatchRecord(
                 b.queue.key,
                 b.exec_size,
                 b.exec_size - b.size,
                 len(b.tasks),
-                max(b.t_start - t.t_enq for t in b.tasks),
+                b.delays,
                 run_s,
                 b.error,
             )
@@ -418,9 +423,13 @@ class BatchScheduler:
         """Statistics of one key's queue, or ``{key: stats}`` for every queue when ``key`` is None.
 
         Per queue: ``tasks`` and ``batches`` executed (a split request counts once per chunk), ``rows`` and
-        ``padding_rows`` executed, ``failed_batches`` / ``failed_tasks``, ``rejected`` (queue full),
-        ``batch_sizes`` (executed size incl. padding -> count), ``queue_delay_s`` (count, mean, p50, p99
-        from a 1024-sample reservoir, max), and ``queued_batches`` / ``queued_tasks`` waiting now.
+        ``padding_rows`` executed, ``padding_waste`` (padding share of the executed rows),
+        ``failed_batches`` / ``failed_tasks``, ``rejected`` (queue full), ``batch_sizes`` (executed size
+        incl. padding -> count), ``batched_with`` (N -> tasks that shared their batch with N others),
+        ``last_batch`` (batch_size, padding, batched_with, max_queue_delay_s; None before the first),
+        ``queue_delay_s`` (count, mean, p50, p99 from a 1024-sample reservoir, max), and
+        ``run_s`` (count, mean, max seconds a batch ran), ``queued_batches`` / ``queued_tasks`` waiting now,
+        and the queue's ``params``.
         """
         with self._cond:
             if key is not None:
@@ -456,7 +465,7 @@ class BatchScheduler:
             threads = list(self._threads)
         for b in pending:
             b.error = Unavailable(SHUTTING_DOWN)
-            b.done.release()
+            b.finish()
         current = threading.current_thread()
         for t in threads:
             if t is not current:
@@ -473,10 +482,16 @@ class BatchScheduler:
         return f"<BatchScheduler {self._num_threads} threads, {state}>"
 
 
+def _queue_full(p: BatchingParameters) -> Unavailable:
+    return Unavailable(
+        f"{QUEUE_FULL} (it holds max_enqueued_batches={p.max_enqueued_batches} batches of up to "
+        f"{p.batch_cap} rows: retry later, or raise max_enqueued_batches or num_batch_threads)"
+    )
+
+
 def _result(task: _Task) -> BatchedResult:
+    task.done.acquire()
     b = task.batch
-    b.done.acquire()
-    b.done.release()
     if b.error is not None:
         raise b.error
     lo, hi = task.offset, task.offset + task.size
@@ -505,4 +520,5 @@ def _snapshot(q: _Queue) -> dict[str, Any]:
     snap = q.stats.snapshot()
     snap["queued_batches"] = q.count()
     snap["queued_tasks"] = sum(len(b.tasks) for b in (*q.closed, *q.open.values()))
+    snap["params"] = q.params
     return snap

@@ -346,8 +346,9 @@ def test_full_queue_answers_unavailable_at_once(make_sched) -> None:
     g = Gated(make_sched(max_batch_size=2, max_enqueued_batches=2), Recorder(gated=True))
     calls = [g.queue("m", x_of(2, start=i)) for i in range(2)]
     refused = Call(g.sched, "m", g.rec, x_of(1))
-    with pytest.raises(Unavailable, match=QUEUE_FULL):
+    with pytest.raises(Unavailable, match=QUEUE_FULL) as raised:
         refused.get()  # while the thread is still held: no waiting for room
+    assert "max_enqueued_batches=2" in str(raised.value)  # the hint names the knob
     split = BatchingParameters(max_batch_size=2, max_enqueued_batches=2, enable_large_batch_splitting=True)
     with pytest.raises(Unavailable):
         Call(g.sched, "m", g.rec, x_of(1), split).get()
@@ -438,18 +439,30 @@ def test_stats_match_the_results(make_sched) -> None:
         "rejected": 0,
     }
     assert st["batch_sizes"] == {4: 1} and st["queued_batches"] == st["queued_tasks"] == 0
+    assert st["batched_with"] == {2: 3} and st["padding_waste"] == 0.0 and st["params"].max_batch_size == 8
+    assert st["last_batch"] == {
+        "batch_size": 4,
+        "padding": 0,
+        "batched_with": 2,
+        "max_queue_delay_s": max(r.queue_delay_s for r in results),
+    }
     delays = sorted(r.queue_delay_s for r in results)
     qd = st["queue_delay_s"]
     assert qd["count"] == 3 and qd["mean"] == pytest.approx(sum(delays) / 3)
     assert (qd["p50"], qd["p99"], qd["max"]) == (delays[1], delays[2], delays[2])
     blk = sched.stats()["blk"]
-    assert (blk["tasks"], blk["batch_sizes"], blk["padding_rows"]) == (1, {4: 1}, 3)
+    assert (blk["tasks"], blk["batch_sizes"], blk["padding_rows"], blk["padding_waste"]) == (
+        1,
+        {4: 1},
+        3,
+        0.75,
+    )
     assert set(sched.stats()) == {"blk", "m"}
-    assert sched.stats("unknown")["tasks"] == 0
+    assert sched.stats("unknown")["tasks"] == 0 and sched.stats("unknown")["last_batch"] is None
     wait_until(lambda: len(records) == 2)
     rec_m = next(r for r in records if r.key == "m")
     assert (rec_m.batch_size, rec_m.padding, rec_m.num_tasks, rec_m.error) == (4, 0, 3, None)
-    assert rec_m.max_queue_delay_s == delays[2]
+    assert sorted(rec_m.queue_delays_s) == delays
 
 
 def test_reservoir_is_bounded() -> None:
