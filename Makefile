@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nbserve-installed
 DEMO_DIR := demo_models
 
-.PHONY: setup demo test lint protos bench clean
+.PHONY: setup demo test lint protos bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ protos: setup
 
 bench: setup
 	$(BIN)/python bench/latency.py
+
+soak: setup
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

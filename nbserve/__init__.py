@@ -9,11 +9,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Server", "ServerOptions", "ModelSpec", "ServingError"]
+__all__ = [
+    "Server",
+    "ServerOptions",
+    "ModelSpec",
+    "ServingError",
+    "ExportWidget",
+    "export",
+    "ExportResult",
+    "next_version",
+]
+
+from nbserve.notebook import load_ipython_extension, unload_ipython_extension  # noqa: E402,F401
 
 if TYPE_CHECKING:
     from nbserve.dataplane import ModelSpec
     from nbserve.errors import ServingError
+    from nbserve.exporting import ExportResult, export, next_version
+    from nbserve.notebook.widgets.export import ExportWidget
     from nbserve.server.options import ServerOptions
     from nbserve.server.runtime import Server
 
@@ -22,6 +35,10 @@ _LAZY = {
     "ServerOptions": "nbserve.server.options",
     "ModelSpec": "nbserve.dataplane",
     "ServingError": "nbserve.errors",
+    "ExportWidget": "nbserve.notebook.widgets.export",
+    "export": "nbserve.exporting",
+    "ExportResult": "nbserve.exporting",
+    "next_version": "nbserve.exporting",
 }
 
 

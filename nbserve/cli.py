@@ -48,7 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rest_api_timeout_in_ms", type=int, default=_DEFAULTS.rest_api_timeout_in_ms)
     add("--rest_api_num_threads", type=int, default=_DEFAULTS.rest_api_num_threads)
     add("--grpc_max_threads", type=int, default=_DEFAULTS.grpc_max_threads)
-    for flag in ("rest_api_enable_cors_support", "allow_version_labels_for_unavailable_models"):
+    add("--batching_parameters_file", default=None, help="BatchingParameters text proto.")
+    add("--monitoring_config_file", default=None, help="MonitoringConfig text proto.")
+    add(
+        "--model_max_concurrent_requests",
+        type=int,
+        default=_DEFAULTS.model_max_concurrent_requests,
+        help="Requests one model runs at once (0: half the smaller worker pool); isolates models.",
+    )
+    add(
+        "--model_max_queued_requests",
+        type=int,
+        default=_DEFAULTS.model_max_queued_requests,
+        help="Requests waiting per model for a slot; beyond it the model answers UNAVAILABLE (503).",
+    )
+    add("--rest_api_max_body_bytes", type=int, default=_DEFAULTS.rest_api_max_body_bytes, help="413 above.")
+    add("--grpc_max_message_bytes", type=int, default=_DEFAULTS.grpc_max_message_bytes)
+    add("--max_instances_per_request", type=int, default=_DEFAULTS.max_instances_per_request)
+    add("--auth_token", default=None, help="Access token (else $NBSERVE_TOKEN; generated off loopback).")
+    for flag in (
+        "rest_api_enable_cors_support",
+        "allow_version_labels_for_unavailable_models",
+        "enable_batching",
+        "enable_per_model_batching_parameters",
+    ):
         add(f"--{flag}", type=_flag_bool, nargs="?", const=True, default=False)
     return parser
 
@@ -65,10 +88,15 @@ def parse_options(argv: Sequence[str]) -> ServerOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server until SIGINT or SIGTERM."""
+    """Run the server until SIGINT or SIGTERM; ``nbserve bench ...`` runs the latency lab instead."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from nbserve.latency.cli import main as bench
+
+        return bench(argv[1:])
     from nbserve.server.runtime import Server
 
-    options = parse_options(sys.argv[1:] if argv is None else argv)
+    options = parse_options(argv)
     if options.port is None and options.rest_api_port is None:
         print("Both --port and --rest_api_port are 0: nothing would listen.", file=sys.stderr)
         return 2

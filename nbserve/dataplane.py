@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nbserve.errors import FailedPrecondition, InvalidArgument, Unimplemented
+from nbserve.errors import FailedPrecondition, InvalidArgument, NotFound, Unimplemented
+from nbserve.isolation import Isolation
 from nbserve.manager.config import ModelConfig
-from nbserve.manager.manager import Manager, VersionStatus
+from nbserve.manager.manager import Manager, ServableState, VersionStatus
 from nbserve.servables.base import Servable
 from nbserve.signature import (
     CLASSIFY_METHOD,
@@ -24,6 +26,9 @@ from nbserve.signature import (
     Signature,
     TensorInfo,
 )
+
+if TYPE_CHECKING:
+    from nbserve.experiments import Experiment
 
 DT_STRING = 7
 
@@ -36,6 +41,7 @@ class ModelSpec:
     version: int | None = None
     label: str | None = None
     signature_name: str = ""
+    key: str | None = None  # sticky A/B routing key (X-Nbserve-Key / x-nbserve-key)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class Served:
     name: str
     version: int
     signature: Signature
+    request_id: str | None = None  # set when an experiment answered (for Experiment.feedback)
 
 
 @dataclass(frozen=True)
@@ -69,30 +76,69 @@ class RegressResult:
 InputDecoder = Callable[[Signature], Mapping[str, np.ndarray]]
 
 
+class UnknownSignature(FailedPrecondition):
+    """A Predict for a signature the servable does not have (REST reports it with its own text)."""
+
+    def __init__(self, key: str, servable: Servable) -> None:
+        self.key = key
+        self.hint = (
+            f"model {servable.name} version {servable.version} has signatures: {_signature_names(servable)}"
+        )
+        super().__init__(f'Serving signature key "{key}" not found. ({self.hint})')
+
+
 class Dataplane:
     """Answers inference, metadata, status and config-reload requests against a Manager."""
 
+    isolation: Isolation | None = None  # per-model admission, set by the runtime
+    max_instances: int = 0  # --max_instances_per_request (0: no limit)
+
     def __init__(self, manager: Manager) -> None:
         self.manager = manager
+        self.experiments: dict[str, Experiment] = {}  # by model name; see nbserve.experiments
+
+    def experiment(self, spec: ModelSpec) -> Experiment | None:
+        """The A/B experiment that routes ``spec``: only requests naming neither version nor label."""
+        if spec.version is None and spec.label is None and self.experiments:
+            return self.experiments.get(spec.name)
+        return None
 
     # -- resolution ---------------------------------------------------------------------------------
 
     def servable(self, spec: ModelSpec) -> Servable:
         """The servable a spec names (highest AVAILABLE version when neither version nor label)."""
         if not spec.name:
-            raise InvalidArgument("ModelSpec has no name specified.")
-        return self.manager.servable(spec.name, version=spec.version, label=spec.label)
+            raise InvalidArgument("ModelSpec has no name specified. (set model_spec.name to a served model)")
+        try:
+            return self.manager.servable(spec.name, version=spec.version, label=spec.label)
+        except (NotFound, InvalidArgument) as error:
+            raise type(error)(f"{error.message} ({self._lookup_hint(spec)})") from None
+
+    def _lookup_hint(self, spec: ModelSpec) -> str:
+        """What a request could ask for instead of a model, version or label that is not served."""
+        name = spec.name
+        if name not in self.manager.model_names():
+            served = ", ".join(sorted(self.manager.model_names())) or "none yet"
+            return f"no model named {name} is served; served models: {served}"
+        try:
+            labels = self.manager.labels(name)
+            statuses = self.manager.status(name)
+        except NotFound:  # unloaded meanwhile
+            labels, statuses = {}, []
+        if spec.label is not None and spec.version is None:
+            listed = ", ".join(f"{k} -> {v}" for k, v in sorted(labels.items()))
+            return f"labels of {name}: {listed}" if listed else f"{name} has no version labels"
+        available = sorted(s.version for s in statuses if s.state == ServableState.AVAILABLE)
+        if not available:
+            return f"{name} has no AVAILABLE version now; its model status says why"
+        return f"available versions of {name}: {', '.join(map(str, available))}"
 
     @staticmethod
     def _signature(servable: Servable, signature_name: str) -> Signature:
         key = signature_name or DEFAULT_SERVING_SIGNATURE
         signature = servable.signatures.get(key)
         if signature is None:
-            known = ", ".join(sorted(servable.signatures)) or "none"
-            raise FailedPrecondition(
-                f'Serving signature key "{key}" not found. '
-                f"Model {servable.name} version {servable.version} has signatures: {known}."
-            )
+            raise UnknownSignature(key, servable)
         return signature
 
     # -- inference ----------------------------------------------------------------------------------
@@ -101,12 +147,16 @@ class Dataplane:
         self, spec: ModelSpec, decode_inputs: InputDecoder, output_filter: Sequence[str] = ()
     ) -> PredictResult:
         """Run a Predict request. ``decode_inputs`` turns the wire inputs into numpy for the signature."""
+        if (experiment := self.experiment(spec)) is not None:
+            return experiment.predict(spec, decode_inputs, output_filter)
         servable = self.servable(spec)
         signature = self._signature(servable, spec.signature_name)
         if not signature.inputs:
             raise InvalidArgument(f"Failed to get input map for signature: {signature.name}")
         inputs = dict(decode_inputs(signature))
         _check_input_names(inputs, signature)
+        for array in inputs.values():
+            self._check_instances(array.shape[0] if array.ndim else 1)
         output_keys = _output_keys(output_filter, signature)
         outputs = servable.run(signature, inputs, output_keys)
         served = Served(servable.name, servable.version, signature)
@@ -114,6 +164,8 @@ class Dataplane:
 
     def classify(self, spec: ModelSpec, examples: Sequence[bytes]) -> ClassifyResult:
         """Classify serialized tf.Examples with a classification signature."""
+        if (experiment := self.experiment(spec)) is not None:
+            return experiment.examples(spec, "classify", examples)
         servable, signature = self._example_signature(spec, "classify")
         names = set(signature.outputs)
         if not names or not names <= {"classes", "scores"}:
@@ -138,6 +190,8 @@ class Dataplane:
 
     def regress(self, spec: ModelSpec, examples: Sequence[bytes]) -> RegressResult:
         """Regress serialized tf.Examples with a regression signature (output ``outputs``)."""
+        if (experiment := self.experiment(spec)) is not None:
+            return experiment.examples(spec, "regress", examples)
         servable, signature = self._example_signature(spec, "regress")
         if set(signature.outputs) != {"outputs"}:
             raise InvalidArgument(
@@ -166,6 +220,8 @@ class Dataplane:
             )
         seen: set[str] = set()
         first = tasks[0][0]
+        if (experiment := self.experiment(first)) is not None:
+            first = experiment.production_spec(first)  # one arm for every task
         results: list[ClassifyResult | RegressResult] = []
         for spec, method in tasks:
             signature_name = spec.signature_name or DEFAULT_SERVING_SIGNATURE
@@ -188,8 +244,10 @@ class Dataplane:
         key = spec.signature_name or DEFAULT_SERVING_SIGNATURE
         signature = servable.signatures.get(key)
         if signature is None:
-            known = ", ".join(sorted(servable.signatures)) or "none"
-            raise InvalidArgument(f"No signature was found with the name: {key}. Known signatures: {known}.")
+            raise InvalidArgument(
+                f"No signature was found with the name: {key} "
+                f"(known signatures: {_signature_names(servable)})"
+            )
         info = signature.inputs.get("inputs")
         if len(signature.inputs) != 1 or info is None or info.dtype != DT_STRING:
             raise InvalidArgument(
@@ -198,12 +256,20 @@ class Dataplane:
             )
         return servable, signature
 
-    @staticmethod
+    def _check_instances(self, count: int) -> None:
+        if self.max_instances and count > self.max_instances:
+            raise InvalidArgument(
+                f"The request has {count} instances; the server takes at most {self.max_instances} per "
+                f"request: split it, or raise --max_instances_per_request"
+            )
+
     def _run_examples(
+        self,
         servable: Servable, signature: Signature, examples: Sequence[bytes], keys: list[str]
     ) -> dict[str, np.ndarray]:
         if not examples:
             raise InvalidArgument("Input is empty.")
+        self._check_instances(len(examples))
         batch = np.empty(len(examples), dtype=object)
         batch[:] = list(examples)
         return servable.run(signature, {"inputs": batch}, keys)
@@ -218,8 +284,14 @@ class Dataplane:
     def status(self, name: str, version: int | None = None) -> list[VersionStatus]:
         """Every version of a model the server has tracked, newest first (labels are ignored, as in TF)."""
         if not name:
-            raise InvalidArgument("ModelSpec has no name specified.")
-        return self.manager.status(name, version)
+            raise InvalidArgument("ModelSpec has no name specified. (set model_spec.name to a served model)")
+        try:
+            return self.manager.status(name, version)
+        except NotFound as error:
+            if version is None:
+                raise
+            tracked = ", ".join(str(s.version) for s in reversed(self.manager.status(name)))
+            raise NotFound(f"{error.message} (tracked versions of {name}: {tracked})") from None
 
     def reload_config(self, configs: list[ModelConfig]) -> None:
         """Replace the served model list; blocks until newly added models are available or failed."""
@@ -258,6 +330,12 @@ def _output_keys(output_filter: Sequence[str], signature: Signature) -> list[str
             raise InvalidArgument(f"duplicate output tensor alias: {alias}")
         seen.add(alias)
     return list(output_filter)
+
+
+def _signature_names(servable: Servable) -> str:
+    # TF2 SavedModels list their init op as a signature; it is nothing a request can run.
+    names = sorted(k for k in servable.signatures if not k.startswith("__"))
+    return ", ".join(names) or "none"
 
 
 def _text(label: object) -> str:

@@ -39,11 +39,21 @@ def is_relative_path(uri: str) -> bool:
     return not _URI_SCHEME.match(uri) and not uri.startswith("/")
 
 
+def check_model_name(name: str) -> None:
+    """Model names travel in URLs and metric labels, never in paths: no '/', '..' or control chars."""
+    if "/" in name or "\\" in name or ".." in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidArgument(
+            f"Invalid model name {name!r}: it must not contain '/', '\\', '..' or control characters; "
+            "pick a name like 'my_model-2'"
+        )
+
+
 def validate_model_configs(configs: Iterable[ModelConfig]) -> None:
     """TF's ``ValidateModelConfigList``: unique names, absolute base paths."""
     seen: set[str] = set()
     configs = list(configs)
     for config in configs:
+        check_model_name(config.name)
         if config.name in seen:
             raise InvalidArgument(f"Illegal to list model {config.name} multiple times in config list")
         seen.add(config.name)

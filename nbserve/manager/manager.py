@@ -30,7 +30,7 @@ from nbserve.errors import (
     ServingError,
     Unknown,
 )
-from nbserve.manager.config import ModelConfig, validate_model_configs
+from nbserve.manager.config import ModelConfig, check_model_name, validate_model_configs
 from nbserve.manager.policy import aspired_versions
 from nbserve.manager.source import FileSystemSource, version_stamp
 from nbserve.servables.base import Servable
@@ -254,6 +254,7 @@ class Manager:
         had, or has on disk. Returns the version."""
         if not name:
             raise InvalidArgument("A live model needs a name")
+        check_model_name(name)
         if version is not None and version < 0:
             raise InvalidArgument(f"Version {version} of model {name} is negative; versions start at 0")
         with self._lock:

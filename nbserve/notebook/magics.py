@@ -46,6 +46,7 @@ class NbserveMagics(Magics):
           export VAR --name NAME [...]            export the model in variable VAR as a new version
           %%nbserve predict MODEL [...]           send the cell's JSON request, show the outputs
           latency MODEL [...]                     the latency lab: batch vs one-by-one, REST vs gRPC
+          ab MODEL --production V --experimental V [--split 10 | --shadow 100]   A/B experiment widget
         """
         command, _, rest = line.strip().partition(" ")
         handler = self._commands().get(command)
@@ -77,6 +78,7 @@ class NbserveMagics(Magics):
             "export": self._export,
             "predict": self._predict,
             "latency": self._latency,
+            "ab": self._ab,
         }
 
     # -- server lifecycle ------------------------------------------------------------------------------
@@ -270,6 +272,39 @@ class NbserveMagics(Magics):
             args.model, inputs_path=args.inputs, run=args.run, repeats=args.repeats, batching=args.batching,
             **settings,
         )  # fmt: skip
+
+    @magic_arguments("nbserve ab")
+    @argument("model", help="Model whose unpinned requests the experiment routes.")
+    @argument("--production", required=True, help="Production arm: a version number or a label.")
+    @argument("--experimental", required=True, help="Experimental arm: a version number or a label.")
+    @argument(
+        "--split", type=float, default=None, help="Split mode: %% of requests answered by experimental."
+    )
+    @argument(
+        "--shadow", type=float, default=None, help="Shadow mode: %% of requests mirrored to experimental."
+    )
+    def _ab(self, line: str, cell: str | None) -> Any:
+        """Start an A/B experiment on MODEL (split by default, 10 %) and show its widget: table, plots,
+        most-disagreeing inputs, Promote and Rollback."""
+        from nbserve.notebook.widgets.ab import ABWidget
+
+        args = parse_argstring(self._ab, line)
+        if args.split is not None and args.shadow is not None:
+            raise UsageError("Give --split or --shadow, not both.")
+        mode = "shadow" if args.shadow is not None else "split"
+        settings = {"split": args.split if args.split is not None else 10.0}
+        if args.shadow is not None:
+            settings["shadow"] = args.shadow
+        experiment = SESSION.require().experiment(
+            args.model, production=_arm(args.production), experimental=_arm(args.experimental), mode=mode,
+            **settings,
+        )  # fmt: skip
+        return ABWidget(experiment)
+
+
+def _arm(value: str) -> int | str:
+    """A version number, else a label."""
+    return int(value) if value.isdigit() else value
 
 
 def _parse_flags(argv: list[str]) -> Any:

@@ -3,13 +3,17 @@ a thin adapter from protos to the dataplane."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import grpc
 
 from nbserve import tensors
+from nbserve.cancellation import RunControl, run_control
 from nbserve.dataplane import Dataplane, ModelSpec, Served
 from nbserve.errors import Internal, InvalidArgument, ServingError
 from nbserve.manager.config import model_configs_from_proto
@@ -28,6 +32,9 @@ from nbserve.protos.tensorflow_serving.apis import (
 from nbserve.server import messages
 
 _MAX_MESSAGE = 1024
+KEY_METADATA = "x-nbserve-key"  # sticky A/B routing key
+REQUEST_ID_METADATA = "x-nbserve-request-id"  # sent as initial metadata when an experiment answered
+_GIVEN_UP = "Deadline Exceeded: the client's deadline passed or it cancelled the call"
 Response = TypeVar("Response")
 
 
@@ -36,8 +43,13 @@ def _serving_call(method: Callable[..., Response]) -> Callable[..., Response]:
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Response:
+        control = RunControl()
+        # Fires when the RPC ends; before the handler returns only if the client's deadline passed
+        # (or it cancelled): the model run then stops, as TF Serving's session-run timeout does.
+        context.add_callback(lambda: control.cancel(_GIVEN_UP))
         try:
-            return method(self, request, context)
+            with run_control(control), _admitted(self.dataplane, request, context):
+                return method(self, request, context)
         except ServingError as error:
             context.abort(grpc.StatusCode[error.code], _truncate(error.message))
         except RecursionError:
@@ -49,6 +61,25 @@ def _serving_call(method: Callable[..., Response]) -> Callable[..., Response]:
     return wrapper
 
 
+_INFERENCE = (
+    predict_pb2.PredictRequest,
+    classification_pb2.ClassificationRequest,
+    regression_pb2.RegressionRequest,
+)
+
+
+def _admitted(dataplane: Dataplane, request: Any, context: grpc.ServicerContext) -> AbstractContextManager:
+    """Hold the isolation slot of the model an inference request names (nothing for other calls)."""
+    if isinstance(request, _INFERENCE):
+        name = request.model_spec.name
+    elif isinstance(request, inference_pb2.MultiInferenceRequest) and request.tasks:
+        name = request.tasks[0].model_spec.name
+    else:
+        return contextlib.nullcontext()
+    gate = None if dataplane.isolation is None else dataplane.isolation.gate(name)
+    return contextlib.nullcontext() if gate is None else gate.admit(context.time_remaining())
+
+
 def _truncate(message: str) -> str:
     return message if len(message) <= _MAX_MESSAGE else message[:_MAX_MESSAGE] + "...TRUNCATED"
 
@@ -56,7 +87,7 @@ def _truncate(message: str) -> str:
 def model_spec(request: Any) -> ModelSpec:
     """The dataplane ModelSpec of a request's ``model_spec`` (version or version_label)."""
     if not request.HasField("model_spec"):
-        raise InvalidArgument("Missing ModelSpec")
+        raise InvalidArgument("Missing ModelSpec (set model_spec.name to the model to use)")
     spec = request.model_spec
     choice = spec.WhichOneof("version_choice")
     return ModelSpec(
@@ -65,6 +96,18 @@ def model_spec(request: Any) -> ModelSpec:
         label=spec.version_label if choice == "version_label" else None,
         signature_name=spec.signature_name,
     )
+
+
+def routed_spec(request: Any, context: grpc.ServicerContext) -> ModelSpec:
+    """``model_spec(request)`` with the A/B routing key from the call's metadata."""
+    key = next((v for k, v in context.invocation_metadata() or () if k == KEY_METADATA), None)
+    spec = model_spec(request)
+    return spec if key is None else replace(spec, key=str(key))
+
+
+def _send_request_id(context: grpc.ServicerContext, served: Served) -> None:
+    if served.request_id is not None:
+        context.send_initial_metadata(((REQUEST_ID_METADATA, served.request_id),))
 
 
 def _fill_spec(target: model_pb2.ModelSpec, served: Served, with_signature: bool = True) -> None:
@@ -83,12 +126,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_serving_call
     def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext):  # noqa: N802
         def decode(signature):
-            return {
+            arrays = {
                 alias: tensors.tensor_proto_to_ndarray(proto, alias)
                 for alias, proto in request.inputs.items()
             }
+            for alias, proto in request.inputs.items():
+                _check_dtype(alias, proto.dtype, signature)
+            return arrays
 
-        result = self.dataplane.predict(model_spec(request), decode, list(request.output_filter))
+        result = self.dataplane.predict(routed_spec(request, context), decode, list(request.output_filter))
+        _send_request_id(context, result.served)
         response = predict_pb2.PredictResponse()
         _fill_spec(response.model_spec, result.served)
         for alias, array in result.outputs.items():
@@ -100,8 +147,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_serving_call
     def Classify(self, request, context):  # noqa: N802
         result = self.dataplane.classify(
-            model_spec(request), tensors.serialized_examples_from_input(request.input)
+            routed_spec(request, context), tensors.serialized_examples_from_input(request.input)
         )
+        _send_request_id(context, result.served)
         response = classification_pb2.ClassificationResponse()
         _fill_spec(response.model_spec, result.served)
         _fill_classifications(response.result, result.classifications)
@@ -110,8 +158,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_serving_call
     def Regress(self, request, context):  # noqa: N802
         result = self.dataplane.regress(
-            model_spec(request), tensors.serialized_examples_from_input(request.input)
+            routed_spec(request, context), tensors.serialized_examples_from_input(request.input)
         )
+        _send_request_id(context, result.served)
         response = regression_pb2.RegressionResponse()
         _fill_spec(response.model_spec, result.served)
         response.result.regressions.extend(regression_pb2.Regression(value=v) for v in result.values)
@@ -148,6 +197,22 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = servable.version
         response.metadata[messages.SIGNATURE_DEF_FIELD].Pack(messages.signature_def_map(signatures))
         return response
+
+
+def _check_dtype(alias: str, dtype: int, signature: Any) -> None:
+    """TF's session refuses a fed tensor of another dtype than the signature's (no implicit cast)."""
+    info = signature.inputs.get(alias)
+    if info is None or not info.dtype or dtype == info.dtype:
+        return
+    expected, sent = tensors.data_type_name(info.dtype), tensors.data_type_name(dtype)
+    try:
+        tf_name = "string" if expected == "DT_STRING" else tensors.numpy_dtype(info.dtype).name
+    except ServingError:
+        tf_name = tensors.tf_type_string(info.dtype)
+    raise InvalidArgument(
+        f"Input '{alias}' of signature '{signature.name}' expects {expected} but the request's TensorProto "
+        f"is {sent} (set its dtype to {expected}, e.g. tf.make_tensor_proto(values, dtype=tf.{tf_name}))"
+    )
 
 
 def _fill_classifications(target: Any, classifications: list[list[tuple[str, float]]]) -> None:
