@@ -14,8 +14,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import json
 import os
-import pickle
 import signal
 import socket
 import sys
@@ -23,12 +23,13 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, Protocol
 
 import numpy as np
 
 from nbserve.codecs.dtypes import DT_STRING
-from nbserve.latency.plan import Case, Plan
+from nbserve.latency.plan import Case, Plan, decode_plan
 from nbserve.latency.results import MAX_ERROR_SAMPLES, CaseResult
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
@@ -341,7 +342,7 @@ def worker(plan: Plan, send: Callable[[tuple], None], cancel: threading.Event) -
         for index, case in enumerate(plan.cases):
             if cancel.is_set():
                 raise Cancelled
-            send(("case", index, run_case(plan, case, cancel, progress)))
+            send(("case", index, asdict(run_case(plan, case, cancel, progress))))
             progress.flush()
     except (Cancelled, KeyboardInterrupt):
         send(("cancelled",))
@@ -349,6 +350,13 @@ def worker(plan: Plan, send: Callable[[tuple], None], cancel: threading.Event) -
         send(("error", f"{type(error).__name__}: {error}"))
     else:
         send(("done",))
+
+
+def _read_exactly(size: int) -> bytes:
+    data = sys.stdin.buffer.read(size)
+    if len(data) < size:
+        raise EOFError
+    return data
 
 
 def _watch_stdin(cancel: threading.Event) -> None:
@@ -359,14 +367,15 @@ def _watch_stdin(cancel: threading.Event) -> None:
 
 
 def main() -> None:
-    """``python -m nbserve.latency.load FD``: read a pickled Plan from stdin, send events on the
-    pipe ``FD``; any byte on stdin, or its end, cancels."""
+    """``python -m nbserve.latency.load FD``: read a Plan from stdin (8-byte length, then its JSON),
+    send events (JSON) on the pipe ``FD``; any further byte on stdin, or its end, cancels."""
     from multiprocessing.connection import Connection
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the terminal reaches the parent, which cancels
     events = Connection(int(sys.argv[1]), readable=False)
     try:
-        plan = pickle.load(sys.stdin.buffer)
+        size = int.from_bytes(_read_exactly(8), "big")
+        plan = decode_plan(_read_exactly(size))
     except EOFError:  # cancelled before it started
         return
     cancel = threading.Event()
@@ -375,7 +384,7 @@ def main() -> None:
 
     def send(event: tuple) -> None:
         with lock:  # client threads report progress concurrently
-            events.send(event)
+            events.send_bytes(json.dumps(event).encode())
 
     worker(plan, send, cancel)
     events.close()

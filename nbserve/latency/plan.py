@@ -1,15 +1,17 @@
 """What a latency run measures: transports, modes, and the cases (one transport x mode x batch size x
-server batching setting) a run is made of. Plain picklable data, sent to the load process."""
+server batching setting) a run is made of. Sent to the load process as JSON (``encode_plan``), never
+pickled."""
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
 
 TRANSPORTS = ("rest", "grpc", "inprocess")
 MODES = ("batch", "sequential", "concurrent", "sweep")
@@ -122,3 +124,29 @@ def check_names(kind: str, given: list[str], known: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {kind} {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
     if not given:
         raise ValueError(f"choose at least one {kind} from {', '.join(known)}")
+
+
+def encode_plan(plan: Plan) -> bytes:
+    """The plan as JSON; request rows travel as serialized TensorProtos (any dtype, strings included)."""
+    from nbserve import tensors
+
+    doc = asdict(plan)
+    doc["rows"] = {
+        alias: base64.b64encode(tensors.ndarray_to_tensor_proto(rows).SerializeToString()).decode("ascii")
+        for alias, rows in plan.rows.items()
+    }
+    return json.dumps(doc).encode()
+
+
+def decode_plan(data: bytes) -> Plan:
+    """Inverse of :func:`encode_plan`."""
+    from nbserve import tensors
+    from nbserve.protos.tensorflow.core.framework.tensor_pb2 import TensorProto
+
+    doc = json.loads(data)
+    rows = {}
+    for alias, text in doc.pop("rows").items():
+        proto = TensorProto.FromString(base64.b64decode(text))
+        rows[alias] = np.array(tensors.tensor_proto_to_ndarray(proto, alias))
+    cases = tuple(Case(**case) for case in doc.pop("cases"))
+    return Plan(rows=rows, cases=cases, **doc)

@@ -246,17 +246,19 @@ class LatencyReport:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> LatencyReport:
-        names = {f.name for f in fields(CaseResult)} - {"case"}
-        cases = [
-            CaseResult(Case(**entry["case"]), **{k: v for k, v in entry.items() if k in names})
-            for entry in doc["cases"]
-        ]
+        cases = [case_result_from_dict(entry) for entry in doc["cases"]]
         return cls(doc["meta"], cases, doc.get("cancelled", False))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> LatencyReport:
         with open(path, encoding="utf-8") as handle:
             return cls.from_dict(json.load(handle))
+
+
+def case_result_from_dict(entry: dict[str, Any]) -> CaseResult:
+    """A CaseResult from its ``asdict`` form (extra keys such as ``summary`` are ignored)."""
+    names = {f.name for f in fields(CaseResult)} - {"case"}
+    return CaseResult(Case(**entry["case"]), **{k: v for k, v in entry.items() if k in names})
 
 
 def _finite(value: Any) -> Any:

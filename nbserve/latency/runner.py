@@ -7,8 +7,8 @@ are stopped in every case."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import pickle
 import platform
 import subprocess
 import sys
@@ -21,8 +21,8 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from nbserve.latency.inputs import Inputs, request_rows, signature_of
-from nbserve.latency.plan import MODES, TRANSPORTS, Plan, build_cases, check_names
-from nbserve.latency.results import LatencyReport
+from nbserve.latency.plan import MODES, TRANSPORTS, Plan, build_cases, check_names, encode_plan
+from nbserve.latency.results import LatencyReport, case_result_from_dict
 from nbserve.signature import DEFAULT_SERVING_SIGNATURE
 
 if TYPE_CHECKING:
@@ -301,7 +301,8 @@ class LatencyRun:
         try:
             assert process.stdin is not None
             if not self._cancelled.is_set():
-                pickle.dump(plan, process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                data = encode_plan(plan)
+                process.stdin.write(len(data).to_bytes(8, "big") + data)
                 process.stdin.flush()
             return self._relay(process, events, plan.total_requests, report)
         except BrokenPipeError:
@@ -326,7 +327,7 @@ class LatencyRun:
             try:
                 if not events.poll(_POLL_S):
                     continue
-                event = events.recv()
+                event = json.loads(events.recv_bytes())
             except (EOFError, OSError):
                 if self._cancelled.is_set():
                     return False
@@ -335,7 +336,7 @@ class LatencyRun:
             if kind == "progress":
                 self._report(Progress("running", event[1], total))
             elif kind == "case":
-                report.cases.append(event[2])
+                report.cases.append(case_result_from_dict(event[2]))
             elif kind == "error":
                 raise LatencyError(f"the load process failed: {event[1]}")
             else:
