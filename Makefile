@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nbserve-installed
 DEMO_DIR := demo_models
 
-.PHONY: setup demo test lint protos bench soak clean
+.PHONY: setup demo test browser lint protos bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/python examples/run_demo.py --workdir $(DEMO_DIR)
 
-test: setup
+# Debian's Chromium for tests/notebooks/test_browser.py (Playwright drives it; never `playwright install`)
+browser:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 

@@ -264,8 +264,7 @@ class Dataplane:
             )
 
     def _run_examples(
-        self,
-        servable: Servable, signature: Signature, examples: Sequence[bytes], keys: list[str]
+        self, servable: Servable, signature: Signature, examples: Sequence[bytes], keys: list[str]
     ) -> dict[str, np.ndarray]:
         if not examples:
             raise InvalidArgument("Input is empty.")

@@ -132,9 +132,7 @@ def _input_specs(
     if isinstance(given, Sequence) and given:
         _check_specs(given)
         return list(given), "positional", []
-    raise InvalidArgument(
-        f"input_signature must be a tf.TensorSpec, a list or a dict of them; got {given!r}"
-    )
+    raise InvalidArgument(f"input_signature must be a tf.TensorSpec, a list or a dict of them; got {given!r}")
 
 
 def _check_specs(specs: Any) -> None:
@@ -172,9 +170,7 @@ def _aliases(obj: Any, kind: Kind, specs: list[tf.TensorSpec], style: Style, key
         return keys
     params = _parameter_names(obj, kind)
     fallback = ["inputs"] if style == "single" else [f"input_{i}" for i in range(len(specs))]
-    names = [
-        spec.name or (params[i] if i < len(params) else fallback[i]) for i, spec in enumerate(specs)
-    ]
+    names = [spec.name or (params[i] if i < len(params) else fallback[i]) for i, spec in enumerate(specs)]
     if len(set(names)) != len(names):
         raise InvalidArgument(f"Input names {names} are not unique: name them in input_signature")
     return names
@@ -199,6 +195,7 @@ def _caller(
     if kind == "python":
         return _numpy_caller(obj, style, keys, specs)
     if kind == "keras":
+
         def invoke(*args: Any, **kwargs: Any) -> Any:
             model_input = kwargs if kwargs else (list(args) if style == "positional" else args[0])
             return obj(model_input, training=False)

@@ -23,6 +23,7 @@ from nbserve.batching.servable import ServerBatching
 from nbserve.dataplane import Dataplane
 from nbserve.errors import ServingError, Unavailable
 from nbserve.isolation import Isolation, default_concurrency
+from nbserve.manager.config import ModelConfig
 from nbserve.manager.manager import Loader, Manager
 from nbserve.metrics import ServingMetrics
 from nbserve.servables.saved_model import SavedModelServable
@@ -370,6 +371,10 @@ class Server:
     def remove_label(self, name: str, label: str) -> None:
         """Drop version label ``label`` of ``name``."""
         self._require_manager().remove_label(name, label)
+
+    def model_configs(self) -> list[ModelConfig]:
+        """The served disk models as ModelServerConfig entries (name, base path, policy, labels)."""
+        return self._require_manager().configs()
 
     def models(self) -> list[ModelSummary]:
         """Every served model: base path (None when live only), policy, versions with their state

@@ -116,9 +116,7 @@ def test_a_python_callable_with_named_inputs(server, stub):
     answer = _rest(server, "adder:predict", body)
     assert answer.status_code == 200, answer.text
     assert answer.json()["outputs"] == {"sum": [2.5, 4.5], "parity": ["odd", "even"]}
-    by_grpc = _grpc(
-        stub, "adder", {"a": np.float32([3.0]), "b": np.int64([4])}, signature_name="add"
-    )
+    by_grpc = _grpc(stub, "adder", {"a": np.float32([3.0]), "b": np.int64([4])}, signature_name="add")
     assert by_grpc["sum"].tolist() == [7.0] and by_grpc["parity"].tolist() == [b"even"]
     wrong = _rest(server, "adder:predict", {"inputs": {"a": [1.0], "b": [1]}})
     assert wrong.status_code == 400 and '"serving_default" not found' in wrong.json()["error"]
