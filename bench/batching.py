@@ -23,7 +23,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
+
+from nbserve.ports import free_port
 
 INPUTS, CLASSES = 784, 10
 MODEL = "dense"
@@ -232,18 +233,12 @@ class Clients:
 # ---------------------------------------------------------------------------------------------- server
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class ServerProcess:
     """``python -m nbserve`` with the given extra flags, until ``stop()``."""
 
     def __init__(self, base_path: str, flags: list[str]) -> None:
-        self.grpc = f"127.0.0.1:{_free_port()}"
-        self.rest = f"127.0.0.1:{_free_port()}"
+        self.grpc = f"127.0.0.1:{free_port()}"
+        self.rest = f"127.0.0.1:{free_port()}"
         self.process = subprocess.Popen(
             [
                 sys.executable,

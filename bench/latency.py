@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,11 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from nbserve.ports import free_port
 
 
 def _measure(call: Callable[[], object], count: int, warmup: int) -> np.ndarray:
@@ -44,7 +39,7 @@ def _measure(call: Callable[[], object], count: int, warmup: int) -> np.ndarray:
 
 
 def _start_server(base_path: str, name: str) -> tuple[subprocess.Popen, int, int]:
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_port(), free_port()
     server = subprocess.Popen(
         [
             sys.executable,

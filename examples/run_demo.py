@@ -7,21 +7,16 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 
+from nbserve.ports import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = "digits"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _run(*args: str) -> None:
@@ -55,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         version = max(versions, default=0) + 1
     _run("-m", "nbserve.demo", "--base_path", base_path, "--version", str(version), "--images_dir", images)
 
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_port(), free_port()
     command = [
         sys.executable,
         "-m",

@@ -8,10 +8,8 @@ in the main thread only) leaves it serving.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -19,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nbserve.notebook.errors import NotebookError
+from nbserve.ports import port_is_free
 
 if TYPE_CHECKING:
     from nbserve.server.management import ModelSummary
@@ -167,24 +166,10 @@ def _free_default_ports(
     notes = []
     for field in sorted(movable):
         port = getattr(options, field)
-        if port and not _port_free(options.host, port):
+        if port and not port_is_free(port, options.host):
             changes[field] = 0
             notes.append(f"{_PORT_NAMES[field]} port {port} is in use, so a free port was picked.")
     return replace(options, **changes), tuple(notes)
-
-
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # the servers bind with SO_REUSEADDR too, so a port in TIME_WAIT counts as free
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
 
 
 # -- kernel shutdown / restart -----------------------------------------------------------------------

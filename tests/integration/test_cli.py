@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,23 +12,7 @@ import pytest
 import requests
 
 from nbserve.cli import parse_options
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _port_is_free(port: int) -> bool:
-    """True when a new server could listen there (SO_REUSEADDR, as servers do, ignores TIME_WAIT)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+from nbserve.ports import free_port, port_is_free
 
 
 def test_flags_follow_tensorflow_model_server():
@@ -58,7 +41,7 @@ def test_flags_follow_tensorflow_model_server():
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_cli_serves_and_stops_cleanly(models, signum):
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_port(), free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -93,7 +76,7 @@ def test_cli_serves_and_stops_cleanly(models, signum):
     finally:
         if process.poll() is None:
             process.kill()
-    assert _port_is_free(rest_port) and _port_is_free(grpc_port)
+    assert port_is_free(rest_port) and port_is_free(grpc_port)
 
 
 def test_cli_refuses_relative_base_path():
@@ -102,7 +85,7 @@ def test_cli_refuses_relative_base_path():
             sys.executable,
             "-m",
             "nbserve",
-            f"--port={_free_port()}",
+            f"--port={free_port()}",
             "--rest_api_port=0",
             "--model_base_path=rel/dir",
         ],

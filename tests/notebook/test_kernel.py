@@ -12,7 +12,9 @@ import sys
 import numpy as np
 import pytest
 import requests
-from kernel_harness import Kernel, Reply, free_port, port_is_free
+from kernel_harness import Kernel, Reply
+
+from nbserve.ports import free_port, port_is_free
 
 CLIENT = os.path.join(os.path.dirname(__file__), "outside_client.py")
 ZEROS = json.dumps(np.zeros((8, 8, 1)).tolist())  # one instance for the tiny model

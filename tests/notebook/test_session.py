@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import socket
 
-from kernel_harness import free_port
-
 from nbserve import ServerOptions
 from nbserve.notebook.session import Session
+from nbserve.ports import free_port
 
 
 def test_a_busy_default_port_moves_to_a_free_one_and_says_so() -> None:
