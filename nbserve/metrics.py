@@ -32,8 +32,10 @@ from nbserve.manager.manager import Loader, Manager
 from nbserve.protos.tensorflow_serving.config import monitoring_config_pb2
 from nbserve.servables.base import Servable
 from nbserve.servables.wrapped import WrappedServable
+from nbserve.server.auth import REST_HINT, bearer, strip_token, token_matches, unauthenticated
 from nbserve.server.routes import POST_APIS, parse_route
 from nbserve.signature import Signature
+from nbserve.tensors import error_body
 
 __all__ = ["DEFAULT_PATH", "ServingMetrics", "read_monitoring_config"]
 
@@ -186,9 +188,11 @@ class ServingMetrics:
         """The Prometheus text page."""
         return _exposition(self.registry)
 
-    def add_page(self, app: tornado.web.Application) -> None:
-        """Serve the page at ``path`` on a REST application, ahead of its other routes."""
-        app.add_handlers(r".*", [(re.escape(self.path), _PageHandler, {"metrics": self})])
+    def add_page(self, app: tornado.web.Application, token: str | None = None) -> None:
+        """Serve the page at ``path`` on a REST application, ahead of its other routes; with a
+        ``token`` the page needs it like every other REST call (Bearer header or ``?token=``)."""
+        page = {"metrics": self, "token": token}
+        app.add_handlers(r".*", [(re.escape(self.path), _PageHandler, page)])
 
 
 def _exposition(registry: CollectorRegistry) -> bytes:
@@ -213,13 +217,21 @@ def _escape(value: str) -> str:
 
 
 class _PageHandler(tornado.web.RequestHandler):
-    def initialize(self, metrics: ServingMetrics) -> None:
+    def initialize(self, metrics: ServingMetrics, token: str | None) -> None:
         self.metrics = metrics
+        self.token = token
 
     def get(self) -> None:
-        if self.request.query:
+        uri, query_token = strip_token(self.request.uri or "")
+        presented = bearer(self.request.headers.get("Authorization")) or query_token
+        if self.token is not None and not token_matches(self.token, presented):
+            self.set_status(401)
+            self.set_header("Content-Type", "application/json")
+            self.finish(error_body(unauthenticated(REST_HINT).message))
+            return
+        if uri != self.metrics.path:
             self.set_status(400)
-            self.finish(f"Unexpected path: {self.request.uri}. Should be {self.metrics.path}")
+            self.finish(f"Unexpected path: {uri}. Should be {self.metrics.path}")
             return
         self.set_header("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)
         self.finish(self.metrics.text())

@@ -252,7 +252,7 @@ class Server:
             assert self._rest_api is not None
             app = self._rest_api.application()
             if self.metrics is not None:
-                self.metrics.add_page(app)
+                self.metrics.add_page(app, self.auth_token)
             # V1Handler decodes gzip itself, so a bad or oversized body gets a JSON error
             http = tornado.httpserver.HTTPServer(app, max_body_size=options.rest_api_max_body_bytes)
             http.add_sockets(sockets)

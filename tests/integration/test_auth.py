@@ -82,3 +82,24 @@ def test_model_names_in_urls_are_not_paths(guarded: Server) -> None:
     for name in ("..%2F..%2Fetc", "%2E%2E", "%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", "hpt%00"):
         answer = requests.get(f"{guarded.rest_url}/v1/models/{name}?token={TOKEN}", timeout=30)
         assert answer.status_code == 404, (name, answer.text)
+
+
+def test_metrics_page_needs_the_token(models, tmp_path) -> None:
+    config = tmp_path / "monitoring.config"
+    config.write_text('prometheus_config { enable: true path: "/metrics" }')
+    with Server(
+        models.half_plus_two,
+        "hpt",
+        port=None,
+        rest_api_port=0,
+        auth_token=TOKEN,
+        monitoring_config_file=str(config),
+    ) as server:
+        refused = requests.get(f"{server.rest_url}/metrics", timeout=30)
+        assert refused.status_code == 401 and "token" in refused.json()["error"]
+        by_header = requests.get(f"{server.rest_url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        by_query = requests.get(f"{server.rest_url}/metrics?token={TOKEN}", timeout=30)
+        for answer in (by_header, by_query):
+            assert answer.status_code == 200
+            assert ":tensorflow:serving:request_count" in answer.text
+        assert requests.get(f"{server.rest_url}/metrics?token={TOKEN}&x=1", timeout=30).status_code == 400
