@@ -22,8 +22,6 @@ import http.client
 import json
 import multiprocessing
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +31,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from nbserve.ports import free_port
+from server_process import ServerProcess
 
 INPUTS, CLASSES = 784, 10
 MODEL = "dense"
@@ -233,45 +231,6 @@ class Clients:
 # ---------------------------------------------------------------------------------------------- server
 
 
-class ServerProcess:
-    """``python -m nbserve`` with the given extra flags, until ``stop()``."""
-
-    def __init__(self, base_path: str, flags: list[str]) -> None:
-        self.grpc = f"127.0.0.1:{free_port()}"
-        self.rest = f"127.0.0.1:{free_port()}"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "nbserve",
-                f"--port={self.grpc.rsplit(':', 1)[1]}",
-                f"--rest_api_port={self.rest.rsplit(':', 1)[1]}",
-                f"--model_name={MODEL}",
-                f"--model_base_path={base_path}",
-                *flags,
-            ],
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://{self.rest}/v1/models/{MODEL}", timeout=2) as answer:
-                    if b"AVAILABLE" in answer.read():
-                        return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise SystemExit(f"nbserve {' '.join(flags)} did not start")
-
-    def address(self, transport: str) -> str:
-        return self.grpc if transport == "grpc" else self.rest
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=30)
-
-
 # ---------------------------------------------------------------------------------------------- run
 
 
@@ -346,7 +305,7 @@ def run(args: argparse.Namespace, clients: list[int], transports: list[str]) -> 
     pool = Clients(max(clients))
     try:
         for mode, flags in modes.items():
-            server = ServerProcess(base_path, flags)
+            server = ServerProcess(base_path, MODEL, flags)
             try:
                 for transport in transports:
                     single, batch = payloads[transport]

@@ -14,17 +14,13 @@ import argparse
 import http.client
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 
 import numpy as np
-
-from nbserve.ports import free_port
+from server_process import ServerProcess
 
 
 def _measure(call: Callable[[], object], count: int, warmup: int) -> np.ndarray:
@@ -36,35 +32,6 @@ def _measure(call: Callable[[], object], count: int, warmup: int) -> np.ndarray:
         call()
         times[index] = time.perf_counter() - start
     return times * 1000.0
-
-
-def _start_server(base_path: str, name: str) -> tuple[subprocess.Popen, int, int]:
-    grpc_port, rest_port = free_port(), free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nbserve",
-            f"--port={grpc_port}",
-            f"--rest_api_port={rest_port}",
-            f"--model_name={name}",
-            f"--model_base_path={base_path}",
-        ],
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{rest_port}/v1/models/{name}", timeout=2
-            ) as answer:
-                if b"AVAILABLE" in answer.read():
-                    return server, grpc_port, rest_port
-        except OSError:
-            time.sleep(0.3)
-    server.kill()
-    raise SystemExit("nbserve did not start")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ((alias, spec),) = signature.structured_input_signature[1].items()
     example = np.zeros([1 if d is None else d for d in spec.shape], spec.dtype.as_numpy_dtype)
 
-    server, grpc_port, rest_port = _start_server(base_path, args.model_name)
+    server = ServerProcess(base_path, args.model_name)
+    grpc_port, rest_port = server.grpc_port, server.rest_port
     try:
         direct_input = tf.constant(example)
         results = {"direct": _measure(lambda: signature(**{alias: direct_input}), args.requests, args.warmup)}
@@ -123,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda: session.post(url, data=body, headers=headers), args.requests, args.warmup
         )
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        server.stop()
 
     figures = {
         name: {

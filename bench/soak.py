@@ -16,7 +16,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from latency import _start_server  # noqa: E402
+from server_process import ServerProcess  # noqa: E402
 
 _MAX_MESSAGES = 5
 
@@ -144,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(base_path)
     version = 1
     _install(template, base_path, version)
-    server, grpc_port, rest_port = _start_server(base_path, args.model_name)
+    server = ServerProcess(base_path, args.model_name)
+    grpc_port, rest_port = server.grpc_port, server.rest_port
     process = psutil.Process(server.pid)
     kinds = ["rest"] * args.rest_clients + ["grpc"] * args.grpc_clients
     addresses = {"rest": f"127.0.0.1:{rest_port}", "grpc": f"127.0.0.1:{grpc_port}"}
@@ -174,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             results = [future.result() for future in futures]
         rss.append(process.memory_info().rss)
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
+        server.stop(timeout=60)
         shutil.rmtree(workdir, ignore_errors=True)
 
     figures: dict[str, dict[str, float]] = {}
